@@ -307,8 +307,10 @@ func (p *Publisher) transact(getCtx, execCtx context.Context, jobs []Push, tx *t
 		replies, err = flushAndReceive(execCtx, conn)
 	}
 	if err != nil {
+		werr := newWriteError("EXEC", tx.queueList(), len(jobs), err)
+		werr.OutcomeUnknown = true
 		result.ambiguous = true
-		result.failAll(newWriteError("EXEC", tx.queueList(), len(jobs), err))
+		result.failAll(werr)
 		return result
 	}
 

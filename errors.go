@@ -39,7 +39,14 @@ type WriteError struct {
 	Reason    string // a Redis error code, or one of the Reason constants
 	Temporary bool   // whether the failure class is retried
 	Attempts  int    // transactions tried for these jobs; 0 when none was
-	Err       error  // the underlying error
+
+	// OutcomeUnknown is set when Redis may have applied the failed
+	// command: the connection failed after EXEC was sent, or the reply
+	// could not be read as the command's result. Failed jobs with it set
+	// may be in Redis.
+	OutcomeUnknown bool
+
+	Err error // the underlying error
 }
 
 func (e *WriteError) Error() string {
@@ -121,12 +128,13 @@ func classify(err error) (reason string, temporary bool) {
 func newWriteError(command, queue string, jobs int, err error) *WriteError {
 	reason, temporary := classify(err)
 	return &WriteError{
-		Command:   command,
-		Queue:     queue,
-		Jobs:      jobs,
-		Reason:    reason,
-		Temporary: temporary,
-		Attempts:  1,
-		Err:       err,
+		Command:        command,
+		Queue:          queue,
+		Jobs:           jobs,
+		Reason:         reason,
+		Temporary:      temporary,
+		Attempts:       1,
+		OutcomeUnknown: errors.Is(err, errMalformedReply),
+		Err:            err,
 	}
 }

@@ -100,7 +100,9 @@ func (p *Publisher) logResult(result *txResult, attempt int) {
 		return
 	}
 
-	ok, suppressed := p.limiter.allow(first.Error(), time.Now())
+	// Error texts of I/O errors carry local ports and job counts, so
+	// repeats are recognised by what failed where, not by the text.
+	ok, suppressed := p.limiter.allow(first.Command+" "+first.Queue+" "+first.Reason, time.Now())
 	if !ok {
 		return
 	}
@@ -128,7 +130,7 @@ func (p *Publisher) logResult(result *txResult, attempt int) {
 
 // logGiveUp logs jobs that the batcher stops trying to write.
 func (p *Publisher) logGiveUp(err *WriteError) {
-	ok, suppressed := p.limiter.allow("give up: "+err.Error(), time.Now())
+	ok, suppressed := p.limiter.allow("give up "+err.Command+" "+err.Queue+" "+err.Reason, time.Now())
 	if !ok {
 		return
 	}

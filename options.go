@@ -286,8 +286,8 @@ func WithROMApps(isROM func(appid int64) bool) Option {
 // write before its context ended.
 //
 // The batcher goroutine calls it, so it must not block, and the next batch
-// waits until it returns. Close waits for every call. A panic in it is
-// recovered and logged. The handler owns the failed slice. The default,
+// waits until it returns. It must not call Close, which waits for every
+// call. A panic in it is recovered and logged. The handler owns the failed slice. The default,
 // also chosen by nil, only logs and counts the failures.
 func WithErrorHandler(handle func(failed []Push, err error)) Option {
 	return optionFunc(func(c *config) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +51,7 @@ type Publisher struct {
 // must close it only after Close has returned. An option with a value out
 // of range makes NewPublisher return an error wrapping ErrInvalidOption.
 func NewPublisher(pool Pool, opts ...Option) (*Publisher, error) {
-	if pool == nil {
+	if isNil(pool) {
 		return nil, fmt.Errorf("%w: the Redis pool is nil", ErrInvalidOption)
 	}
 	cfg := defaultConfig()
@@ -77,6 +78,16 @@ func NewPublisher(pool Pool, opts ...Option) (*Publisher, error) {
 	return p, nil
 }
 
+// isNil reports whether pool is nil, also when it holds a nil pointer such
+// as a nil *redis.Pool, whose first use would panic in the batcher.
+func isNil(pool Pool) bool {
+	if pool == nil {
+		return true
+	}
+	v := reflect.ValueOf(pool)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
 // PushChan hands one job to the batcher without waiting for Redis. It
 // returns nil when the job was accepted, and from then on the job is
 // either written or handed to the error handler.
@@ -84,8 +95,9 @@ func NewPublisher(pool Pool, opts ...Option) (*Publisher, error) {
 // It returns an error wrapping ErrInvalidMessage for an empty queue name
 // or payload, ErrPayloadTooLarge for a payload over the size limit,
 // ErrQueueFull when the buffer is full, and ErrClosed once Close has
-// started. It never blocks unless WithEnqueueTimeout is set. PushChan
-// takes ownership of payload, which the caller must not modify afterwards.
+// started. It does not wait for Redis, nor for room in the buffer unless
+// WithEnqueueTimeout is set. PushChan takes ownership of payload, which
+// the caller must not modify afterwards.
 func (p *Publisher) PushChan(queue string, payload []byte) error {
 	if queue == "" {
 		return p.invalid("the queue name is empty")
@@ -221,8 +233,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 }
 
 // stopAccepting makes every later enqueue return ErrClosed, waits for the
-// enqueues in progress, and closes the jobs channel, which tells the
-// batcher to drain it and exit.
+// enqueues in progress, and closes the jobs channel, which makes the
+// batcher drain it and exit.
 func (p *Publisher) stopAccepting() {
 	close(p.closing)
 

@@ -70,7 +70,9 @@
 // Delivery is at-least-once in one case only: when the connection breaks
 // after EXEC was sent, the library cannot know whether Redis applied the
 // transaction. It sends those jobs again and counts them in
-// Stats.Ambiguous, so a job may then be in Redis twice.
+// Stats.Ambiguous, so a job may then be in Redis twice. For the same
+// reason, a job given up after such an attempt may be in Redis although
+// it is counted as Failed: its WriteError has OutcomeUnknown set.
 //
 // # Concurrency
 //

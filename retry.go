@@ -16,6 +16,10 @@ type retryState struct {
 	// ambiguous counts the jobs whose last transaction had an unknown
 	// outcome. They are counted in Stats.Ambiguous when sent again.
 	ambiguous int
+	// outcomeUnknown is set once a transaction of the batch had an unknown
+	// outcome. The jobs still to retry were all in that transaction,
+	// because the set only shrinks, so Redis may have written any of them.
+	outcomeUnknown bool
 
 	timer  *time.Timer // reused for every backoff wait
 	outage outage
@@ -39,11 +43,16 @@ func newRetryState() retryState {
 // context ends, the remaining jobs fail at once with ReasonClosed.
 func (p *Publisher) deliver(jobs []Push, tx *txBuffers, rs *retryState) {
 	deadline := time.Now().Add(p.cfg.retryTimeout)
+	rs.outcomeUnknown = false
 
 	for attempt := 1; ; attempt++ {
 		if p.abort.Err() != nil {
-			p.failClosed(jobs, attempt-1)
+			p.failClosed(jobs, attempt-1, rs)
 			return
+		}
+		if attempt > 1 {
+			p.stats.retries.Add(1)
+			p.stats.ambiguous.Add(uint64(rs.ambiguous))
 		}
 
 		// Getting a connection ends when Close's context ends, but a
@@ -66,12 +75,9 @@ func (p *Publisher) deliver(jobs []Push, tx *txBuffers, rs *retryState) {
 			return
 		}
 		if !rs.sleep(min(p.backoff(attempt), remaining), p.abort.Done()) {
-			p.failClosed(jobs, attempt)
+			p.failClosed(jobs, attempt, rs)
 			return
 		}
-
-		p.stats.retries.Add(1)
-		p.stats.ambiguous.Add(uint64(rs.ambiguous))
 	}
 }
 
@@ -81,6 +87,9 @@ func (p *Publisher) settle(result *txResult, rs *retryState) []Push {
 	rs.jobs = rs.jobs[:0]
 	rs.ranges = rs.ranges[:0]
 	rs.ambiguous = 0
+	if result.ambiguous {
+		rs.outcomeUnknown = true
+	}
 
 	for i, cmd := range result.commands {
 		jobs := result.jobs[cmd.lo:cmd.hi]
@@ -109,18 +118,20 @@ func (p *Publisher) giveUp(rs *retryState, attempts int) {
 	for _, r := range rs.ranges {
 		err := *r.err
 		err.Attempts = attempts
+		err.OutcomeUnknown = err.OutcomeUnknown || rs.outcomeUnknown
 		p.logGiveUp(&err)
 		p.fail(rs.jobs[r.lo:r.hi], &err)
 	}
 }
 
 // failClosed fails jobs that Close's context left no time to write.
-func (p *Publisher) failClosed(jobs []Push, attempts int) {
+func (p *Publisher) failClosed(jobs []Push, attempts int, rs *retryState) {
 	err := &WriteError{
-		Jobs:     len(jobs),
-		Reason:   ReasonClosed,
-		Attempts: attempts,
-		Err:      context.Cause(p.abort),
+		Jobs:           len(jobs),
+		Reason:         ReasonClosed,
+		Attempts:       attempts,
+		OutcomeUnknown: attempts > 0 && rs.outcomeUnknown,
+		Err:            context.Cause(p.abort),
 	}
 	p.logGiveUp(err)
 	p.fail(jobs, err)
