@@ -282,7 +282,9 @@ func (p *Publisher) transact(getCtx, execCtx context.Context, jobs []Push, tx *t
 	start := time.Now()
 	defer func() { result.duration = time.Since(start) }()
 
-	getCtx, cancelGet := context.WithTimeout(getCtx, p.cfg.writeTimeout)
+	// One deadline bounds the whole attempt.
+	deadline := start.Add(p.cfg.writeTimeout)
+	getCtx, cancelGet := context.WithDeadline(getCtx, deadline)
 	conn, err := p.pool.GetContext(getCtx)
 	cancelGet()
 	if err != nil {
@@ -299,7 +301,7 @@ func (p *Publisher) transact(getCtx, execCtx context.Context, jobs []Push, tx *t
 		return result
 	}
 
-	execCtx, cancelExec := context.WithTimeout(execCtx, p.cfg.writeTimeout)
+	execCtx, cancelExec := context.WithDeadline(execCtx, deadline)
 	defer cancelExec()
 	err = conn.Send("EXEC")
 	var replies any

@@ -31,8 +31,8 @@ type WriteError struct {
 	// no connection could be had, or "" for jobs Close gave up on.
 	Command string
 
-	// Queue is the list of a failed RPUSH. For an error of the whole
-	// transaction it lists the batch's queues, separated by commas.
+	// Queue is the list of a failed RPUSH. For other errors it lists the
+	// queues of the jobs, separated by commas.
 	Queue string
 
 	Jobs      int    // number of jobs the error applies to

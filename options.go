@@ -268,8 +268,9 @@ func WithLogger(l logrus.FieldLogger) Option {
 
 // WithROMApps sets the function that IsROMApp reports. Peer, group and
 // customer V2 jobs of such an app go to per-app queues, for example
-// "push_queue_7". The function is called on every publish, from the
-// caller's goroutine, so it must be fast and safe for concurrent use. The
+// "push_queue_7". The function is called on every peer, group and
+// customer V2 publish, from the caller's goroutine, so it must be fast and
+// safe for concurrent use. The
 // default, also chosen by nil, treats no app as a ROM app.
 func WithROMApps(isROM func(appid int64) bool) Option {
 	return optionFunc(func(c *config) error {

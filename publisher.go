@@ -213,7 +213,8 @@ func (p *Publisher) Stats() Stats {
 // If ctx ends before that, the batcher stops retrying and fails every job
 // not yet written with ReasonClosed, through the error handler. A
 // transaction already sent is still awaited, for at most the write
-// timeout, so that no job's outcome is unknown.
+// timeout, so that its outcome is known. If even that wait times out, its
+// jobs fail with WriteError.OutcomeUnknown set.
 //
 // Close returns nil when every accepted job was written. Otherwise it
 // returns an error that counts the jobs not written, and that wraps

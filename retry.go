@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -127,6 +128,7 @@ func (p *Publisher) giveUp(rs *retryState, attempts int) {
 // failClosed fails jobs that Close's context left no time to write.
 func (p *Publisher) failClosed(jobs []Push, attempts int, rs *retryState) {
 	err := &WriteError{
+		Queue:          queueList(jobs),
 		Jobs:           len(jobs),
 		Reason:         ReasonClosed,
 		Attempts:       attempts,
@@ -185,4 +187,15 @@ func (rs *retryState) sleep(d time.Duration, stop <-chan struct{}) bool {
 	case <-stop:
 		return false
 	}
+}
+
+// queueList returns the distinct queues of jobs, separated by commas.
+func queueList(jobs []Push) string {
+	var queues []string
+	for i := range jobs {
+		if !slices.Contains(queues, jobs[i].Queue) {
+			queues = append(queues, jobs[i].Queue)
+		}
+	}
+	return strings.Join(queues, ",")
 }

@@ -10,8 +10,8 @@ import (
 //
 // Written, Failed and Buffered count jobs accepted by PushChan and the
 // Publish helpers, so Published == Written + Failed + Buffered. Jobs that a
-// caller writes with PushQueue directly appear only in Batches, Retries
-// and SlowWrites.
+// caller writes with PushQueue directly appear only in Batches and
+// SlowWrites.
 type Stats struct {
 	Published uint64 // jobs accepted by PushChan and the Publish helpers
 	Dropped   uint64 // jobs rejected with ErrQueueFull
@@ -27,7 +27,7 @@ type Stats struct {
 	FailedByReason map[string]uint64
 
 	Batches    uint64 // transactions sent, retries included
-	Retries    uint64 // transactions sent again for jobs that hit transient errors
+	Retries    uint64 // attempts made again for jobs that hit transient errors
 	Ambiguous  uint64 // jobs sent again because a transaction's outcome was unknown
 	SlowWrites uint64 // transactions slower than the slow-write threshold
 
