@@ -212,6 +212,11 @@ func WithMaxBufferedBytes(n int64) Option {
 // is rejected with ErrPayloadTooLarge. The default is
 // DefaultMaxPayloadBytes (512 KiB). n must be positive and not larger than
 // the buffered-bytes or batch-bytes limit.
+//
+// NOTE: keep n below the server's proto-max-bulk-len (512 MB by default in
+// Redis 7). A larger payload makes Redis close the connection in the
+// middle of the transaction, so the whole batch fails with an unknown
+// outcome and is retried until the retry timeout.
 func WithMaxPayloadBytes(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n <= 0 {

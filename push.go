@@ -72,7 +72,9 @@
 // transaction. It sends those jobs again and counts them in
 // Stats.Ambiguous, so a job may then be in Redis twice. For the same
 // reason, a job given up after such an attempt may be in Redis although
-// it is counted as Failed: its WriteError has OutcomeUnknown set.
+// it is counted as Failed, and so may a job failed because Redis sent a
+// reply that cannot be mapped to the jobs (reason "protocol"). The
+// WriteError of such jobs has OutcomeUnknown set.
 //
 // # Concurrency
 //
