@@ -87,18 +87,19 @@ func (b *batcher) collect() (open bool) {
 	}
 
 	for len(b.batch) < b.p.cfg.batchSize {
+		// A receive that cannot block costs far less than a select with the
+		// timer, so the timer is consulted only when the channel is empty.
 		var job Push
 		var ok bool
-		if interval > 0 {
+		select {
+		case job, ok = <-b.p.jobs:
+		default:
+			if interval == 0 {
+				return true
+			}
 			select {
 			case job, ok = <-b.p.jobs:
 			case <-b.timer.C:
-				return true
-			}
-		} else {
-			select {
-			case job, ok = <-b.p.jobs:
-			default:
 				return true
 			}
 		}

@@ -94,12 +94,13 @@ type SystemPayload struct {
 
 func (pl *PeerPayload) encode() []byte {
 	const frame = `{"appid":,"content":,"receiver":,"sender":}`
-	buf := make([]byte, 0, len(frame)+3*maxIntLen+jsonStringLen(pl.Content))
+	contentLen, valid := jsonStringLen(pl.Content)
+	buf := make([]byte, 0, len(frame)+3*maxIntLen+contentLen)
 
 	buf = append(buf, `{"appid":`...)
 	buf = strconv.AppendInt(buf, pl.AppID, 10)
 	buf = append(buf, `,"content":`...)
-	buf = appendJSONString(buf, pl.Content)
+	buf = appendJSONString(buf, pl.Content, contentLen, valid)
 	buf = append(buf, `,"receiver":`...)
 	buf = strconv.AppendInt(buf, pl.Receiver, 10)
 	buf = append(buf, `,"sender":`...)
@@ -110,12 +111,13 @@ func (pl *PeerPayload) encode() []byte {
 func (pl *GroupPayload) encode() []byte {
 	const frame = `{"appid":,"content":,"group_id":,"receivers":[],"sender":}`
 	receivers := len(pl.Receivers) * (maxIntLen + len(","))
-	buf := make([]byte, 0, len(frame)+3*maxIntLen+receivers+jsonStringLen(pl.Content))
+	contentLen, valid := jsonStringLen(pl.Content)
+	buf := make([]byte, 0, len(frame)+3*maxIntLen+receivers+contentLen)
 
 	buf = append(buf, `{"appid":`...)
 	buf = strconv.AppendInt(buf, pl.AppID, 10)
 	buf = append(buf, `,"content":`...)
-	buf = appendJSONString(buf, pl.Content)
+	buf = appendJSONString(buf, pl.Content, contentLen, valid)
 	buf = append(buf, `,"group_id":`...)
 	buf = strconv.AppendInt(buf, pl.GroupID, 10)
 	buf = append(buf, `,"receivers":`...)
@@ -127,14 +129,15 @@ func (pl *GroupPayload) encode() []byte {
 
 func (pl *CustomerPayload) encode() []byte {
 	const frame = `{"appid":,"command":,"content":,"customer":,"customer_appid":,"receiver":,"seller":,"store":}`
-	buf := make([]byte, 0, len(frame)+7*maxIntLen+jsonStringLen(pl.Content))
+	contentLen, valid := jsonStringLen(pl.Content)
+	buf := make([]byte, 0, len(frame)+7*maxIntLen+contentLen)
 
 	buf = append(buf, `{"appid":`...)
 	buf = strconv.AppendInt(buf, pl.AppID, 10)
 	buf = append(buf, `,"command":`...)
 	buf = strconv.AppendInt(buf, int64(pl.Command), 10)
 	buf = append(buf, `,"content":`...)
-	buf = appendJSONString(buf, pl.Content)
+	buf = appendJSONString(buf, pl.Content, contentLen, valid)
 	buf = append(buf, `,"customer":`...)
 	buf = strconv.AppendInt(buf, pl.CustomerID, 10)
 	buf = append(buf, `,"customer_appid":`...)
@@ -150,12 +153,13 @@ func (pl *CustomerPayload) encode() []byte {
 
 func (pl *CustomerPayloadV2) encode() []byte {
 	const frame = `{"appid":,"content":,"receiver":,"receiver_appid":,"sender":,"sender_appid":}`
-	buf := make([]byte, 0, len(frame)+5*maxIntLen+jsonStringLen(pl.Content))
+	contentLen, valid := jsonStringLen(pl.Content)
+	buf := make([]byte, 0, len(frame)+5*maxIntLen+contentLen)
 
 	buf = append(buf, `{"appid":`...)
 	buf = strconv.AppendInt(buf, pl.AppID, 10)
 	buf = append(buf, `,"content":`...)
-	buf = appendJSONString(buf, pl.Content)
+	buf = appendJSONString(buf, pl.Content, contentLen, valid)
 	buf = append(buf, `,"receiver":`...)
 	buf = strconv.AppendInt(buf, pl.Receiver, 10)
 	buf = append(buf, `,"receiver_appid":`...)
@@ -169,12 +173,13 @@ func (pl *CustomerPayloadV2) encode() []byte {
 
 func (pl *SystemPayload) encode() []byte {
 	const frame = `{"appid":,"content":,"receiver":}`
-	buf := make([]byte, 0, len(frame)+2*maxIntLen+jsonStringLen(pl.Content))
+	contentLen, valid := jsonStringLen(pl.Content)
+	buf := make([]byte, 0, len(frame)+2*maxIntLen+contentLen)
 
 	buf = append(buf, `{"appid":`...)
 	buf = strconv.AppendInt(buf, pl.AppID, 10)
 	buf = append(buf, `,"content":`...)
-	buf = appendJSONString(buf, pl.Content)
+	buf = appendJSONString(buf, pl.Content, contentLen, valid)
 	buf = append(buf, `,"receiver":`...)
 	buf = strconv.AppendInt(buf, pl.Receiver, 10)
 	return append(buf, '}')
