@@ -22,25 +22,49 @@ type batcher struct {
 	p     *Publisher
 	timer *time.Timer // reused for every batch's flush interval
 
-	batch      []Push
-	batchBytes int
-	carry      Push // a job that did not fit in the previous batch
-	hasCarry   bool
+	carry    Push // a job that did not fit in the previous batch
+	hasCarry bool
 
-	tx    txBuffers
+	// Two of each, so that a pipeline can collect and send one batch while
+	// the transaction of the other is in flight.
+	batches [2]batch
+	txs     [2]txBuffers
+	flights [2]inFlight
+
 	retry retryState
+}
+
+// batch is a set of jobs collected for one transaction.
+type batch struct {
+	jobs  []Push
+	bytes int
+}
+
+func (bt *batch) add(job Push) {
+	bt.jobs = append(bt.jobs, job)
+	bt.bytes += len(job.Payload)
+}
+
+// reset empties the batch and drops its references to the payloads.
+func (bt *batch) reset() {
+	clear(bt.jobs)
+	bt.jobs = bt.jobs[:0]
+	bt.bytes = 0
 }
 
 func newBatcher(p *Publisher) *batcher {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	return &batcher{
+	b := &batcher{
 		p:     p,
 		timer: timer,
-		batch: make([]Push, 0, p.cfg.batchSize),
-		tx:    newTxBuffers(),
 		retry: newRetryState(),
 	}
+	for i := range b.batches {
+		b.batches[i].jobs = make([]Push, 0, p.cfg.batchSize)
+		b.txs[i] = newTxBuffers()
+	}
+	return b
 }
 
 // run collects batches and writes them until Close has closed the jobs
@@ -48,13 +72,16 @@ func newBatcher(p *Publisher) *batcher {
 func (b *batcher) run() {
 	defer close(b.p.done)
 
+	first := &b.batches[0]
 	for {
-		open := b.collect()
-		if len(b.batch) > 0 {
-			b.p.deliver(b.batch, &b.tx, &b.retry)
-			clear(b.batch)
-			b.batch = b.batch[:0]
-			b.batchBytes = 0
+		open := b.collect(first)
+		if len(first.jobs) > 0 {
+			if b.backlog() {
+				b.pipeline()
+			} else {
+				b.p.deliver(first.jobs, &b.txs[0], &b.retry)
+			}
+			first.reset()
 		}
 		if !open {
 			break
@@ -64,20 +91,20 @@ func (b *batcher) run() {
 	b.p.drops.flush(b.p.cfg.logger)
 }
 
-// collect fills b.batch and reports whether the jobs channel is still
-// open. It returns when the batch is full, when the next job would pass
-// the batch byte limit, when the flush interval has passed since the
-// batch's first job, or, in latency mode, when the channel is empty.
-func (b *batcher) collect() (open bool) {
+// collect fills bt and reports whether the jobs channel is still open. It
+// returns when the batch is full, when the next job would pass the batch
+// byte limit, when the flush interval has passed since the batch's first
+// job, or, in latency mode, when the channel is empty.
+func (b *batcher) collect(bt *batch) (open bool) {
 	if b.hasCarry {
-		b.add(b.carry)
+		bt.add(b.carry)
 		b.carry, b.hasCarry = Push{}, false
 	} else {
 		job, ok := <-b.p.jobs
 		if !ok {
 			return false
 		}
-		b.add(job)
+		bt.add(job)
 	}
 
 	interval := b.p.cfg.flushInterval
@@ -86,7 +113,7 @@ func (b *batcher) collect() (open bool) {
 		defer b.timer.Stop()
 	}
 
-	for len(b.batch) < b.p.cfg.batchSize {
+	for len(bt.jobs) < b.p.cfg.batchSize {
 		// A receive that cannot block costs far less than a select with the
 		// timer, so the timer is consulted only when the channel is empty.
 		var job Push
@@ -107,18 +134,42 @@ func (b *batcher) collect() (open bool) {
 			return false
 		}
 
-		if b.batchBytes+len(job.Payload) > b.p.cfg.maxBatchBytes {
-			b.carry, b.hasCarry = job, true
+		if !b.fits(bt, job) {
 			return true
 		}
-		b.add(job)
+		bt.add(job)
 	}
 	return true
 }
 
-func (b *batcher) add(job Push) {
-	b.batch = append(b.batch, job)
-	b.batchBytes += len(job.Payload)
+// collectWaiting fills bt with the jobs already in the channel, without
+// waiting for more.
+func (b *batcher) collectWaiting(bt *batch) {
+	if b.hasCarry {
+		bt.add(b.carry)
+		b.carry, b.hasCarry = Push{}, false
+	}
+	for len(bt.jobs) < b.p.cfg.batchSize {
+		select {
+		case job, ok := <-b.p.jobs:
+			if !ok || !b.fits(bt, job) {
+				return
+			}
+			bt.add(job)
+		default:
+			return
+		}
+	}
+}
+
+// fits reports whether job fits in bt under the batch byte limit. A job
+// that does not is kept for the next batch.
+func (b *batcher) fits(bt *batch, job Push) bool {
+	if len(bt.jobs) == 0 || bt.bytes+len(job.Payload) <= b.p.cfg.maxBatchBytes {
+		return true
+	}
+	b.carry, b.hasCarry = job, true
+	return false
 }
 
 // command is one RPUSH of a transaction. Its jobs are grouped[lo:hi] of
@@ -220,10 +271,35 @@ type txResult struct {
 	duration  time.Duration
 }
 
+func newTxResult(tx *txBuffers) txResult {
+	return txResult{
+		jobs:     tx.grouped,
+		commands: tx.commands,
+		errs:     make([]*WriteError, len(tx.commands)),
+	}
+}
+
 func (r *txResult) failAll(err *WriteError) {
 	for i := range r.errs {
 		r.errs[i] = err
 	}
+}
+
+// fail fails every command with err. When the connection failed after
+// EXEC may have been sent, the whole result is ambiguous.
+func (r *txResult) fail(err *WriteError) {
+	r.failAll(err)
+	r.ambiguous = err.OutcomeUnknown
+}
+
+// ok reports whether every job was written.
+func (r *txResult) ok() bool {
+	for _, err := range r.errs {
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // err joins the distinct errors of the result, or returns nil when every
@@ -274,52 +350,73 @@ func (p *Publisher) PushQueue(ctx context.Context, batch []Push) error {
 // the jobs. getCtx bounds getting the connection, and execCtx bounds the
 // rest. Both are further bounded by the write timeout.
 func (p *Publisher) transact(getCtx, execCtx context.Context, jobs []Push, tx *txBuffers) (result txResult) {
-	tx.group(jobs)
-	result = txResult{
-		jobs:     tx.grouped,
-		commands: tx.commands,
-		errs:     make([]*WriteError, len(tx.commands)),
-	}
 	start := time.Now()
+	tx.group(jobs)
+	result = newTxResult(tx)
 	defer func() { result.duration = time.Since(start) }()
 
 	// One deadline bounds the whole attempt.
 	deadline := start.Add(p.cfg.writeTimeout)
-	getCtx, cancelGet := context.WithDeadline(getCtx, deadline)
-	conn, err := p.pool.GetContext(getCtx)
-	cancelGet()
+	conn, err := p.getConn(getCtx, deadline)
 	if err != nil {
 		result.failAll(newWriteError("GET", tx.queueList(), len(jobs), err))
 		return result
 	}
-	defer func() { closeConn(conn, result.err() != nil) }()
+	defer func() { closeConn(conn, !result.ok()) }()
 	p.stats.batches.Add(1)
 
-	// Until EXEC is sent, Redis discards the queued commands when the
-	// connection fails, so an error here leaves nothing applied.
-	if err := p.sendCommands(conn, tx); err != nil {
-		result.failAll(newWriteError("MULTI", tx.queueList(), len(jobs), err))
+	if werr := p.sendTransaction(conn, tx, false); werr != nil {
+		result.fail(werr)
 		return result
 	}
 
 	execCtx, cancelExec := context.WithDeadline(execCtx, deadline)
 	defer cancelExec()
-	err = conn.Send("EXEC")
-	var replies any
-	if err == nil {
-		replies, err = flushAndReceive(execCtx, conn)
-	}
+	replies, err := flushAndReceive(execCtx, conn)
 	if err != nil {
-		werr := newWriteError("EXEC", tx.queueList(), len(jobs), err)
-		werr.OutcomeUnknown = true
-		result.ambiguous = true
-		result.failAll(werr)
+		result.fail(execError(tx, err))
 		return result
 	}
 
 	p.readReplies(replies, tx, &result)
 	p.checkSlow(len(jobs), time.Since(start))
 	return result
+}
+
+// getConn gets a connection from the pool, waiting until ctx ends or the
+// deadline passes.
+func (p *Publisher) getConn(ctx context.Context, deadline time.Time) (redis.Conn, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return p.pool.GetContext(ctx)
+}
+
+// sendTransaction writes MULTI, the RPUSH commands of tx and EXEC to
+// conn's buffer, and with flush set, to the socket.
+//
+// Until EXEC is sent, Redis discards the queued commands when the
+// connection fails, so an error before it leaves nothing applied. An error
+// while sending EXEC or flushing leaves the outcome unknown.
+func (p *Publisher) sendTransaction(conn redis.Conn, tx *txBuffers, flush bool) *WriteError {
+	if err := p.sendCommands(conn, tx); err != nil {
+		return newWriteError("MULTI", tx.queueList(), len(tx.grouped), err)
+	}
+	err := conn.Send("EXEC")
+	if err == nil && flush {
+		err = conn.Flush()
+	}
+	if err != nil {
+		return execError(tx, err)
+	}
+	return nil
+}
+
+// execError returns the error of a transaction whose EXEC may have reached
+// Redis.
+func execError(tx *txBuffers, err error) *WriteError {
+	werr := newWriteError("EXEC", tx.queueList(), len(tx.grouped), err)
+	werr.OutcomeUnknown = true
+	return werr
 }
 
 // sendCommands buffers MULTI and the RPUSH commands on conn. redigo writes

@@ -171,13 +171,19 @@ func checkSessions(t *testing.T, rec *recordingPool, want [][]recordedCommand) {
 	}
 }
 
-// rpushArgCounts returns the number of jobs of each RPUSH in each session.
+// rpushArgCounts returns the number of jobs of each RPUSH in each
+// transaction.
 func rpushArgCounts(sessions [][]recordedCommand) [][]int {
-	counts := make([][]int, len(sessions))
-	for i, session := range sessions {
+	// A session may carry several transactions, because the batcher
+	// pipelines under load. Each MULTI starts the next one.
+	var counts [][]int
+	for _, session := range sessions {
 		for _, c := range session {
-			if c.Name == "RPUSH" {
-				counts[i] = append(counts[i], len(c.Args)-1)
+			switch c.Name {
+			case "MULTI":
+				counts = append(counts, nil)
+			case "RPUSH":
+				counts[len(counts)-1] = append(counts[len(counts)-1], len(c.Args)-1)
 			}
 		}
 	}

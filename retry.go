@@ -38,56 +38,79 @@ func newRetryState() retryState {
 	return retryState{timer: timer}
 }
 
+// reset prepares rs for a new batch.
+func (rs *retryState) reset() {
+	rs.clearPending()
+	rs.outcomeUnknown = false
+}
+
+// clearPending empties the set of jobs to retry before an attempt refills
+// it. The backing array is kept.
+func (rs *retryState) clearPending() {
+	rs.jobs = rs.jobs[:0]
+	rs.ranges = rs.ranges[:0]
+	rs.ambiguous = 0
+}
+
 // deliver writes jobs to Redis, retrying the jobs that hit transient
 // errors with backoff until the retry timeout, counted from the first
 // attempt. Every job ends up written or handed to fail. When Close's
 // context ends, the remaining jobs fail at once with ReasonClosed.
 func (p *Publisher) deliver(jobs []Push, tx *txBuffers, rs *retryState) {
 	deadline := time.Now().Add(p.cfg.retryTimeout)
-	rs.outcomeUnknown = false
+	rs.reset()
+	if p.abort.Err() != nil {
+		p.failClosed(jobs, 0, rs)
+		return
+	}
 
-	for attempt := 1; ; attempt++ {
-		if p.abort.Err() != nil {
-			p.failClosed(jobs, attempt-1, rs)
-			return
-		}
-		if attempt > 1 {
-			p.stats.retries.Add(1)
-			p.stats.ambiguous.Add(uint64(rs.ambiguous))
-		}
+	p.attempt(jobs, tx, rs, 1)
+	p.retry(tx, rs, deadline, 1)
+}
 
-		// Getting a connection ends when Close's context ends, but a
-		// transaction already sent is awaited, within the write timeout,
-		// so its outcome is known.
-		result := p.transact(p.abort, context.Background(), jobs, tx)
-		p.logResult(&result, attempt)
-		jobs = p.settle(&result, rs)
-		tx.release()
+// attempt sends jobs in one transaction and settles the result into rs.
+func (p *Publisher) attempt(jobs []Push, tx *txBuffers, rs *retryState, attempt int) {
+	// Getting a connection ends when Close's context ends, but a
+	// transaction already sent is awaited, within the write timeout, so
+	// its outcome is known.
+	result := p.transact(p.abort, context.Background(), jobs, tx)
+	p.logResult(&result, attempt)
+	p.settle(&result, rs)
+	tx.release()
+}
 
-		if len(jobs) == 0 {
-			rs.outage.end(p.cfg.logger)
-			return
-		}
+// retry sends the jobs left in rs again, with backoff, until they are
+// written or failed, the deadline passes, or Close's context ends.
+// attempts is the number of attempts already made.
+func (p *Publisher) retry(tx *txBuffers, rs *retryState, deadline time.Time, attempts int) {
+	for len(rs.jobs) > 0 {
 		rs.outage.begin()
 
 		remaining := time.Until(deadline)
 		if remaining <= 0 {
-			p.giveUp(rs, attempt)
+			p.giveUp(rs, attempts)
 			return
 		}
-		if !rs.sleep(min(p.backoff(attempt), remaining), p.abort.Done()) {
-			p.failClosed(jobs, attempt, rs)
+		if !rs.sleep(min(p.backoff(attempts), remaining), p.abort.Done()) || p.abort.Err() != nil {
+			p.failClosed(rs.jobs, attempts, rs)
 			return
 		}
+
+		attempts++
+		p.stats.retries.Add(1)
+		p.stats.ambiguous.Add(uint64(rs.ambiguous))
+
+		// The transaction copies the jobs before settle refills rs.jobs.
+		jobs := rs.jobs
+		rs.clearPending()
+		p.attempt(jobs, tx, rs, attempts)
 	}
+	rs.outage.end(p.cfg.logger)
 }
 
 // settle counts the written jobs of result, fails the jobs of commands
-// with permanent errors, and returns the jobs to retry in rs.jobs.
-func (p *Publisher) settle(result *txResult, rs *retryState) []Push {
-	rs.jobs = rs.jobs[:0]
-	rs.ranges = rs.ranges[:0]
-	rs.ambiguous = 0
+// with permanent errors, and adds the jobs to retry to rs.
+func (p *Publisher) settle(result *txResult, rs *retryState) {
 	if result.ambiguous {
 		rs.outcomeUnknown = true
 	}
@@ -110,7 +133,6 @@ func (p *Publisher) settle(result *txResult, rs *retryState) []Push {
 			p.fail(jobs, err)
 		}
 	}
-	return rs.jobs
 }
 
 // giveUp fails the jobs left in rs after the retry timeout, each run with
