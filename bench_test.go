@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gomodule/redigo/redis"
 
@@ -25,7 +26,7 @@ import (
 //
 // Run them with:
 //
-//	go test -run '^$' -bench 'Publish|JSONMarshalMap|PushChan' -benchmem
+//	go test -run '^$' -bench 'Publish|JSONMarshalMap|UTF8ValidString|PushChan' -benchmem
 //
 // BENCHMARKS.md records the figures and the machine they came from.
 
@@ -425,6 +426,46 @@ func BenchmarkJSONMarshalMapGroup(b *testing.B)      { runMarshalBench(b, benchG
 func BenchmarkJSONMarshalMapCustomer(b *testing.B)   { runMarshalBench(b, benchCustomer) }
 func BenchmarkJSONMarshalMapCustomerV2(b *testing.B) { runMarshalBench(b, benchCustomerV2) }
 func BenchmarkJSONMarshalMapSystem(b *testing.B)     { runMarshalBench(b, benchSystem) }
+
+// BenchmarkUTF8ValidString measures utf8.ValidString alone on the
+// contents of the publish benchmarks. An encoder that must replace
+// invalid UTF-8 reads every byte at least this once, so this is a floor
+// for the string-encoding part of a publish. Run it in the same go test
+// run as BenchmarkPublishPeer and BenchmarkJSONMarshalMapPeer to compare.
+func BenchmarkUTF8ValidString(b *testing.B) {
+	for _, size := range benchSizes {
+		content := benchContent(size.size)
+		if len(content) != size.size {
+			b.Fatalf("content is %d bytes, want %d", len(content), size.size)
+		}
+		b.Run(size.name, func(b *testing.B) {
+			b.Run("serial", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(content)))
+				b.ResetTimer()
+				for range b.N {
+					if !utf8.ValidString(content) {
+						b.Fatal("utf8.ValidString = false, want true")
+					}
+				}
+			})
+
+			b.Run("parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(content)))
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if !utf8.ValidString(content) {
+							b.Error("utf8.ValidString = false, want true")
+							return
+						}
+					}
+				})
+			})
+		})
+	}
+}
 
 // BenchmarkPushChanParallel measures the enqueue path without encoding:
 // the payload is encoded before the timer starts, and every goroutine of

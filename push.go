@@ -52,6 +52,14 @@
 // as it has drained the channel, and the next batch fills while a
 // transaction is in flight.
 //
+// Under load, when a full batch is already waiting (any job in latency
+// mode) and Redis is healthy, the batcher pipelines: it sends the next
+// transaction on the same connection before reading the previous one's
+// replies, with at most two in flight. Redis runs them in the order sent,
+// so each queue keeps its order, except that jobs retried after a
+// transient error land after the jobs of a transaction that was already
+// in flight.
+//
 // # Delivery
 //
 // For every job that PushChan or a Publish helper accepted (returned nil),

@@ -16,19 +16,23 @@ import (
 // goroutine takes connections from it, and the totals are read after
 // Close has returned, so they need no lock.
 //
-// The calls split a transaction this way: Send buffers MULTI and each
+// The calls split a transaction this way. Send buffers MULTI and each
 // RPUSH, and writes to the socket whenever redigo's 4 KiB buffer fills, so
-// it holds most of the socket writes. Do("") writes the rest and then
-// waits for the replies, so it holds the wait for Redis to run the
-// transaction and reply. What is left of the wall time is the batcher's
-// own work outside connection calls (collecting the batch, grouping,
-// counting) plus any time it waited for jobs.
+// it holds most of the socket writes. When the batcher waits for each
+// transaction's reply, Do("") writes the rest and then waits for the
+// replies. When it pipelines, Flush writes the rest, and
+// ReceiveWithTimeout waits for each reply of the transaction sent before.
+// What is left of the wall time is the batcher's own work outside
+// connection calls (collecting the batch, grouping, counting) plus any
+// time it waited for jobs.
 type splitPool struct {
-	pool  *redis.Pool
-	get   time.Duration
-	send  time.Duration
-	do    time.Duration
-	close time.Duration
+	pool    *redis.Pool
+	get     time.Duration
+	send    time.Duration
+	flush   time.Duration
+	receive time.Duration
+	do      time.Duration
+	close   time.Duration
 }
 
 func (s *splitPool) GetContext(ctx context.Context) (redis.Conn, error) {
@@ -42,7 +46,7 @@ func (s *splitPool) GetContext(ctx context.Context) (redis.Conn, error) {
 }
 
 func (s *splitPool) print(elapsed time.Duration, batches uint64) {
-	inCalls := s.get + s.send + s.do + s.close
+	inCalls := s.get + s.send + s.flush + s.receive + s.do + s.close
 	share := func(d time.Duration) string {
 		return fmt.Sprintf("%v (%.1f%%)", d.Round(time.Millisecond), 100*d.Seconds()/elapsed.Seconds())
 	}
@@ -55,22 +59,29 @@ func (s *splitPool) print(elapsed time.Duration, batches uint64) {
 	fmt.Printf("split: of %v wall time, the batcher spent:\n", elapsed.Round(time.Millisecond))
 	fmt.Printf("split:   GetContext           %s\n", share(s.get))
 	fmt.Printf("split:   Send (MULTI, RPUSH)  %s, %v per transaction\n", share(s.send), perBatch(s.send))
+	fmt.Printf("split:   Flush                %s, %v per transaction\n", share(s.flush), perBatch(s.flush))
+	fmt.Printf("split:   Receive (wait)       %s, %v per transaction\n", share(s.receive), perBatch(s.receive))
 	fmt.Printf("split:   Do (flush, wait)     %s, %v per transaction\n", share(s.do), perBatch(s.do))
 	fmt.Printf("split:   Close                %s\n", share(s.close))
 	fmt.Printf("split:   outside those calls  %s, %v per transaction\n", share(elapsed-inCalls), perBatch(elapsed-inCalls))
-	fmt.Printf("SPLIT get_s=%.3f send_s=%.3f do_s=%.3f close_s=%.3f other_s=%.3f\n",
-		s.get.Seconds(), s.send.Seconds(), s.do.Seconds(), s.close.Seconds(), (elapsed - inCalls).Seconds())
+	fmt.Printf("SPLIT get_s=%.3f send_s=%.3f flush_s=%.3f receive_s=%.3f do_s=%.3f close_s=%.3f other_s=%.3f\n",
+		s.get.Seconds(), s.send.Seconds(), s.flush.Seconds(), s.receive.Seconds(), s.do.Seconds(), s.close.Seconds(), (elapsed - inCalls).Seconds())
 }
 
-// timedConn passes every call to conn and adds the time of Send, Do and
-// Close to split. It implements redis.ConnWithContext, as the pool's
-// connections do, so the Publisher takes the same code paths through it.
+// timedConn passes every call to conn and adds the time of Send, Flush,
+// the receives, Do and Close to split. It implements
+// redis.ConnWithContext and redis.ConnWithTimeout, as the pool's
+// connections do, so the Publisher takes the same code paths through it,
+// the pipelined one included.
 type timedConn struct {
 	conn  redis.Conn
 	split *splitPool
 }
 
-var _ redis.ConnWithContext = (*timedConn)(nil)
+var (
+	_ redis.ConnWithContext = (*timedConn)(nil)
+	_ redis.ConnWithTimeout = (*timedConn)(nil)
+)
 
 func (c *timedConn) Send(cmd string, args ...any) error {
 	start := time.Now()
@@ -93,6 +104,13 @@ func (c *timedConn) DoContext(ctx context.Context, cmd string, args ...any) (any
 	return reply, err
 }
 
+func (c *timedConn) DoWithTimeout(timeout time.Duration, cmd string, args ...any) (any, error) {
+	start := time.Now()
+	reply, err := redis.DoWithTimeout(c.conn, timeout, cmd, args...)
+	c.split.do += time.Since(start)
+	return reply, err
+}
+
 func (c *timedConn) Close() error {
 	start := time.Now()
 	err := c.conn.Close()
@@ -100,12 +118,34 @@ func (c *timedConn) Close() error {
 	return err
 }
 
-func (c *timedConn) Err() error            { return c.conn.Err() }
-func (c *timedConn) Flush() error          { return c.conn.Flush() }
-func (c *timedConn) Receive() (any, error) { return c.conn.Receive() }
+func (c *timedConn) Err() error { return c.conn.Err() }
+
+func (c *timedConn) Flush() error {
+	start := time.Now()
+	err := c.conn.Flush()
+	c.split.flush += time.Since(start)
+	return err
+}
+
+func (c *timedConn) Receive() (any, error) {
+	start := time.Now()
+	reply, err := c.conn.Receive()
+	c.split.receive += time.Since(start)
+	return reply, err
+}
 
 func (c *timedConn) ReceiveContext(ctx context.Context) (any, error) {
-	return redis.ReceiveContext(c.conn, ctx)
+	start := time.Now()
+	reply, err := redis.ReceiveContext(c.conn, ctx)
+	c.split.receive += time.Since(start)
+	return reply, err
+}
+
+func (c *timedConn) ReceiveWithTimeout(timeout time.Duration) (any, error) {
+	start := time.Now()
+	reply, err := redis.ReceiveWithTimeout(c.conn, timeout)
+	c.split.receive += time.Since(start)
+	return reply, err
 }
 
 // fillSampler records how full the Publisher's buffer is every
