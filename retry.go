@@ -18,8 +18,10 @@ type retryState struct {
 	// outcome. They are counted in Stats.Ambiguous when sent again.
 	ambiguous int
 	// outcomeUnknown is set once a transaction of the batch had an unknown
-	// outcome. The jobs still to retry were all in that transaction,
-	// because the set only shrinks, so Redis may have written any of them.
+	// outcome, and marks every job still to retry as possibly written. For
+	// one batch that is exact, because its retry set only shrinks. When a
+	// pipeline merged the failures of two transactions, it may also mark
+	// jobs of the one whose outcome was known.
 	outcomeUnknown bool
 
 	timer  *time.Timer // reused for every backoff wait

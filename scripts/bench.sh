@@ -10,22 +10,30 @@
 #  2. redis-benchmark without pipelining, as a cross-check of the
 #     round-trip rate, and one e2e run with -split, which times the
 #     batcher's connection calls;
+#  2a. when OLD_PUSHBENCH is set, PAIRS pairs of e2e runs of that binary
+#     (pushbench built from another commit) and of the current one, back to
+#     back on the same server in alternating order, each pair printing the
+#     ratio current/old;
 #  3. publish-to-pop latency at 1,000 jobs/s with flush intervals 500ms and 0;
 #  4. the peak RSS of cmd/pushdemo publishing for DEMO_DURATION to a port
 #     where no server listens, next to the publisher's buffer limits;
 #  5. when MICRO_ROUNDS is above 0, the publish benchmarks of bench_test.go
 #     next to their json.Marshal references, MICRO_ROUNDS times, each round
-#     printing the speedup of every Publish helper over json.Marshal.
+#     printing the speedup of every Publish helper over json.Marshal, and
+#     utf8.ValidString alone on the same contents.
 #
 # It starts its own redis-server on a free 127.0.0.1 port with persistence
 # off, talks to no other address, bounds every step with timeout, and stops
 # the server and removes its files on exit.
 #
 # Environment: ROUNDS (3), JOBS (2000000), ROUNDTRIP_JOBS (200000),
-# LATENCY_DURATION (10s), DEMO_DURATION (30s), MICRO_ROUNDS (0), and
-# PROFILE_DIR: when set, the -split run also writes its CPU profile there
-# as e2e.cpu.prof, with the pushbench binary next to it for go tool pprof.
-# The defaults take 2 to 3 minutes, and MICRO_ROUNDS=3 adds about 3.
+# LATENCY_DURATION (10s), DEMO_DURATION (30s), MICRO_ROUNDS (0),
+# OLD_PUSHBENCH (unset), PAIRS (4), and PROFILE_DIR: when set, one more e2e
+# run writes its CPU profile there as e2e.cpu.prof, with the pushbench
+# binary next to it, and BenchmarkPublishPeer's 100B and 2KB serial cases
+# write publish100B.cpu.prof and publish2KB.cpu.prof, with the test binary
+# push.test, for go tool pprof. The defaults take 2 to 3 minutes, and
+# MICRO_ROUNDS=3 adds about 3.
 #
 # Usage: scripts/bench.sh
 set -euo pipefail
@@ -38,6 +46,8 @@ LATENCY_DURATION=${LATENCY_DURATION:-10s}
 DEMO_DURATION=${DEMO_DURATION:-30s}
 MICRO_ROUNDS=${MICRO_ROUNDS:-0}
 PROFILE_DIR=${PROFILE_DIR:-}
+OLD_PUSHBENCH=${OLD_PUSHBENCH:-}
+PAIRS=${PAIRS:-4}
 
 for tool in go redis-server redis-cli redis-benchmark timeout awk; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
@@ -45,6 +55,11 @@ for tool in go redis-server redis-cli redis-benchmark timeout awk; do
 		exit 1
 	fi
 done
+
+if [ -n "$OLD_PUSHBENCH" ] && [ ! -x "$OLD_PUSHBENCH" ]; then
+	echo "bench.sh: OLD_PUSHBENCH=$OLD_PUSHBENCH is not an executable file" >&2
+	exit 1
+fi
 
 work=$(mktemp -d)
 redis_pid=""
@@ -189,14 +204,48 @@ echo "redis-benchmark -P 1 -c 1: $rb1 requests/s"
 flushall
 
 echo "== e2e with the batcher's time split"
-split_args=(-mode e2e -addr "$addr" -n "$JOBS" -split)
+run timeout 300 "$work/pushbench" -mode e2e -addr "$addr" -n "$JOBS" -split
+flushall
+
 if [ -n "$PROFILE_DIR" ]; then
+	echo "== e2e with a CPU profile in $PROFILE_DIR"
 	mkdir -p "$PROFILE_DIR"
 	cp "$work/pushbench" "$PROFILE_DIR/pushbench"
-	split_args+=(-cpuprofile "$PROFILE_DIR/e2e.cpu.prof")
+	run timeout 300 "$work/pushbench" -mode e2e -addr "$addr" -n "$JOBS" -cpuprofile "$PROFILE_DIR/e2e.cpu.prof"
+	flushall
 fi
-run timeout 300 "$work/pushbench" "${split_args[@]}"
-flushall
+
+pair_ratios=()
+if [ -n "$OLD_PUSHBENCH" ]; then
+	echo "== e2e of $OLD_PUSHBENCH and of the current code, $PAIRS pairs"
+	for pair in $(seq 1 "$PAIRS"); do
+		# Alternating which binary runs first keeps a drift of the machine
+		# from favouring one of them.
+		if [ $((pair % 2)) -eq 1 ]; then
+			order=(old new)
+		else
+			order=(new old)
+		fi
+		for which in "${order[@]}"; do
+			binary="$work/pushbench"
+			if [ "$which" = old ]; then
+				binary=$OLD_PUSHBENCH
+			fi
+			out=$(run timeout 300 "$binary" -mode e2e -addr "$addr" -n "$JOBS")
+			echo "$out"
+			rate=$(result_field "$out" jobs_per_s)
+			if [ -z "$rate" ]; then
+				echo "bench.sh: the $which pushbench printed no rate in pair $pair" >&2
+				exit 1
+			fi
+			if [ "$which" = old ]; then old_rate=$rate; else new_rate=$rate; fi
+			flushall
+		done
+		pair_ratios+=("$(ratio "$new_rate" "$old_rate")")
+		printf 'pair %d (%s first): old %.0f jobs/s, current %.0f jobs/s, current/old %s\n' \
+			"$pair" "${order[0]}" "$old_rate" "$new_rate" "${pair_ratios[-1]}"
+	done
+fi
 
 echo "== latency at 1000 jobs/s for $LATENCY_DURATION"
 latency_lines=()
@@ -249,6 +298,10 @@ fi
 # JSONMarshalMap benchmark of the same helper, size and mode.
 speedups() {
 	awk '
+		/^BenchmarkUTF8ValidString\// {
+			name = $1; sub(/^BenchmarkUTF8ValidString\//, "", name)
+			for (i = 3; i < NF; i++) if ($(i + 1) == "ns/op") valid[name] = $i
+		}
 		/^Benchmark(Publish|JSONMarshalMap)[A-Za-z0-9]*\// {
 			name = $1; sub(/^Benchmark/, "", name)
 			ns = ""; allocs = ""
@@ -264,6 +317,11 @@ speedups() {
 				k = order[i]
 				if (k in ref) printf "  %-28s %9.1f ns/op %s allocs/op, json.Marshal %9.1f ns/op, speedup %.2fx\n", k, pub[k], pubAllocs[k], ref[k], ref[k] / pub[k]
 			}
+			for (k in valid) {
+				peer = "Peer/" k
+				if ((peer in pub) && (peer in ref))
+					printf "  utf8.ValidString %-17s %9.1f ns/op; Publish Peer %.2fx and json.Marshal %.2fx of it\n", k, valid[k], pub[peer] / valid[k], ref[peer] / valid[k]
+			}
 		}'
 }
 
@@ -274,13 +332,26 @@ if [ "$MICRO_ROUNDS" -gt 0 ]; then
 		# One go test run per helper keeps each Publish benchmark a few
 		# seconds from its json.Marshal reference on a noisy machine.
 		for helper in Peer Group Customer CustomerV2 System; do
-			if ! out=$(run timeout 300 go test -run '^$' -bench "^Benchmark(Publish|JSONMarshalMap)$helper\$" -benchmem -count 1 . 2>&1); then
+			pattern="^Benchmark(Publish|JSONMarshalMap)$helper\$"
+			if [ "$helper" = Peer ]; then
+				pattern="$pattern|^BenchmarkUTF8ValidString\$"
+			fi
+			if ! out=$(run timeout 300 go test -run '^$' -bench "$pattern" -benchmem -count 1 . 2>&1); then
 				echo "bench.sh: the $helper benchmarks failed:" >&2
 				tail -n 20 <<<"$out" >&2
 				continue
 			fi
 			speedups <<<"$out"
 		done
+	done
+fi
+
+if [ -n "$PROFILE_DIR" ]; then
+	echo "== publish CPU profiles in $PROFILE_DIR"
+	for size in 100B 2KB; do
+		run timeout 300 go test -run '^$' -bench "^BenchmarkPublishPeer\$/^$size\$/^serial\$" -benchtime 3s \
+			-cpuprofile "$PROFILE_DIR/publish$size.cpu.prof" -o "$PROFILE_DIR/push.test" . | grep '^Benchmark' ||
+			echo "bench.sh: the $size publish profile failed" >&2
 	done
 fi
 
@@ -292,6 +363,9 @@ echo "redis-benchmark RPUSH -P 1 -c 1 (cross-check of roundtrip): $rb1 requests/
 echo "e2e / redis-benchmark per round: ${rb_ratios[*]}, median $(median "${rb_ratios[@]}") (target at least 1.5)"
 echo "e2e / roundtrip per round:       ${rt_ratios[*]}, median $(median "${rt_ratios[@]}") (target at least 40)"
 echo "e2e with two publishers / e2e per round: ${two_ratios[*]}, median $(median "${two_ratios[@]}")"
+if [ ${#pair_ratios[@]} -gt 0 ]; then
+	echo "e2e current / $OLD_PUSHBENCH per pair: ${pair_ratios[*]}, median $(median "${pair_ratios[@]}")"
+fi
 for line in "${latency_lines[@]}"; do
 	echo "latency, $line (target p99 under 2ms with flush interval 0)"
 done
