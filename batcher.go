@@ -180,7 +180,8 @@ type command struct {
 }
 
 // txBuffers is the scratch space for building and reading one
-// transaction. The batcher keeps one and reuses it for every batch.
+// transaction. The batcher keeps two, one for each transaction a pipeline
+// can have in flight, and reuses them for every batch.
 type txBuffers struct {
 	groupOf  map[string]int // queue → group index
 	queues   []string       // queue of each group
