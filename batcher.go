@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,10 +250,17 @@ func (t *txBuffers) group(jobs []Push) {
 	}
 }
 
-// queueList returns the queues of the last grouped batch, separated by
-// commas, for errors of a whole transaction.
+// queueList returns the queues of the last grouped batch, sorted and
+// separated by commas, for errors of a whole transaction.
 func (t *txBuffers) queueList() string {
-	return strings.Join(t.queues, ",")
+	return sortedList(slices.Clone(t.queues))
+}
+
+// sortedList sorts queues and joins them with commas, so that the same
+// set of queues always reads the same in errors and logs.
+func sortedList(queues []string) string {
+	slices.Sort(queues)
+	return strings.Join(queues, ",")
 }
 
 // release drops the references to the jobs of the last transaction.

@@ -1502,3 +1502,52 @@ func TestFaultsOutageBoundsMemory(t *testing.T) {
 	checkQueueLists(t, queueLists(delivered), queueLists(accepted))
 	checkDrained(t, p.Stats())
 }
+
+// unreachablePool fails every GetContext, like a pool whose server is
+// down.
+type unreachablePool struct{}
+
+func (unreachablePool) GetContext(context.Context) (redis.Conn, error) {
+	return nil, errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+}
+
+func TestFaultsRateLimitMixedQueues(t *testing.T) {
+	logger, hook := quietLogger()
+	p := newPublisher(t, unreachablePool{}, push.WithLogger(logger), push.WithFlushInterval(0),
+		push.WithRetryTimeout(0), push.WithBufferSize(1000), push.WithBatchSize(1))
+
+	// Each batch holds one job, so the queues in the errors change from
+	// batch to batch while the failure is the same.
+	queues := []string{"push_queue", "group_push_queue", "system_push_queue", "customer_push_queue"}
+	for i := range 200 {
+		queue := queues[(i*7/3)%len(queues)]
+		if err := p.PushChan(queue, []byte(fmt.Sprintf("job-%d", i))); err != nil {
+			t.Fatalf("PushChan: %v", err)
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = p.Close(closeCtx)
+
+	stats := p.Stats()
+	if stats.Failed != 200 {
+		t.Fatalf("Stats.Failed = %d, want 200", stats.Failed)
+	}
+	failedLines, gaveUpLines := 0, 0
+	for _, entry := range hook.AllEntries() {
+		switch entry.Message {
+		case "push: Redis write failed", "push: Redis write failed, will retry":
+			failedLines++
+		case "push: gave up on jobs":
+			gaveUpLines++
+		}
+	}
+	// One line of each kind, and more only if the run took longer than
+	// the repeat interval of five seconds.
+	if failedLines < 1 || failedLines > 2 {
+		t.Errorf("%d write-failure lines for one repeated failure, want 1 (2 if the run passed 5s)", failedLines)
+	}
+	if gaveUpLines < 1 || gaveUpLines > 2 {
+		t.Errorf("%d give-up lines for one repeated failure, want 1 (2 if the run passed 5s)", gaveUpLines)
+	}
+}

@@ -100,9 +100,7 @@ func (p *Publisher) logResult(result *txResult, attempt int) {
 		return
 	}
 
-	// Error texts of I/O errors carry local ports and job counts, so
-	// repeats are recognised by what failed where, not by the text.
-	ok, suppressed := p.limiter.allow(first.Command+" "+first.Queue+" "+first.Reason, time.Now())
+	ok, suppressed := p.limiter.allow(repeatKey(first), time.Now())
 	if !ok {
 		return
 	}
@@ -130,7 +128,7 @@ func (p *Publisher) logResult(result *txResult, attempt int) {
 
 // logGiveUp logs jobs that the batcher stops trying to write.
 func (p *Publisher) logGiveUp(err *WriteError) {
-	ok, suppressed := p.limiter.allow("give up "+err.Command+" "+err.Queue+" "+err.Reason, time.Now())
+	ok, suppressed := p.limiter.allow("give up "+repeatKey(err), time.Now())
 	if !ok {
 		return
 	}
@@ -145,6 +143,17 @@ func (p *Publisher) logGiveUp(err *WriteError) {
 		entry = entry.WithField("suppressed", suppressed)
 	}
 	entry.Error("push: gave up on jobs")
+}
+
+// repeatKey returns the key by which repeats of err are rate-limited. Error
+// texts of I/O errors carry local ports and job counts, and the queues of
+// a whole transaction change from batch to batch, so a repeat is
+// recognised by what failed and why, and by the queue only for one RPUSH.
+func repeatKey(err *WriteError) string {
+	if err.Command == "RPUSH" {
+		return "RPUSH " + err.Queue + " " + err.Reason
+	}
+	return err.Command + " " + err.Reason
 }
 
 // outage tracks a run of transactions that hit transient errors, so that

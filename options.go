@@ -182,11 +182,12 @@ func WithRetryTimeout(d time.Duration) Option {
 // be positive and max at least min.
 func WithRetryBackoff(min, max time.Duration) Option {
 	return optionFunc(func(c *config) error {
+		args := min.String() + ", " + max.String()
 		if min <= 0 {
-			return invalidOption("WithRetryBackoff", min, "the minimum must be positive")
+			return invalidOption("WithRetryBackoff", args, "the minimum must be positive")
 		}
 		if max < min {
-			return invalidOption("WithRetryBackoff", max, "the maximum must be at least the minimum "+min.String())
+			return invalidOption("WithRetryBackoff", args, "the maximum must be at least the minimum")
 		}
 		c.retryBackoffMin = min
 		c.retryBackoffMax = max

@@ -55,7 +55,10 @@ func NewPublisher(pool Pool, opts ...Option) (*Publisher, error) {
 		return nil, fmt.Errorf("%w: the Redis pool is nil", ErrInvalidOption)
 	}
 	cfg := defaultConfig()
-	for _, opt := range opts {
+	for i, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: option %d of %d is nil", ErrInvalidOption, i+1, len(opts))
+		}
 		if err := opt.apply(&cfg); err != nil {
 			return nil, err
 		}

@@ -530,8 +530,8 @@ func TestNewPublisherOptions(t *testing.T) {
 		{"write timeout zero", []push.Option{push.WithWriteTimeout(0)}, []string{"WithWriteTimeout(0s)"}},
 		{"write timeout negative", []push.Option{push.WithWriteTimeout(-time.Second)}, []string{"WithWriteTimeout(-1s)"}},
 		{"retry timeout negative", []push.Option{push.WithRetryTimeout(-time.Second)}, []string{"WithRetryTimeout(-1s)"}},
-		{"retry backoff zero min", []push.Option{push.WithRetryBackoff(0, time.Second)}, []string{"WithRetryBackoff(0s)"}},
-		{"retry backoff max below min", []push.Option{push.WithRetryBackoff(2*time.Second, time.Second)}, []string{"WithRetryBackoff(1s)", "2s"}},
+		{"retry backoff zero min", []push.Option{push.WithRetryBackoff(0, time.Second)}, []string{"WithRetryBackoff(0s, 1s)"}},
+		{"retry backoff max below min", []push.Option{push.WithRetryBackoff(2*time.Second, time.Second)}, []string{"WithRetryBackoff(2s, 1s)", "2s"}},
 		{"max buffered bytes zero", []push.Option{push.WithMaxBufferedBytes(0)}, []string{"WithMaxBufferedBytes(0)"}},
 		{"max buffered bytes negative", []push.Option{push.WithMaxBufferedBytes(-5)}, []string{"WithMaxBufferedBytes(-5)"}},
 		{"max payload bytes zero", []push.Option{push.WithMaxPayloadBytes(0)}, []string{"WithMaxPayloadBytes(0)"}},
@@ -1167,5 +1167,20 @@ func TestPublishRacingClose(t *testing.T) {
 	}
 	if stats.Rejected < workers {
 		t.Errorf("Stats.Rejected = %d, want at least one per worker (%d)", stats.Rejected, workers)
+	}
+}
+
+func TestNewPublisherNilOption(t *testing.T) {
+	_, pool := startMiniredis(t)
+	p, err := push.NewPublisher(pool, push.WithBatchSize(10), nil)
+	if err == nil {
+		closePublisher(t, p)
+		t.Fatal("NewPublisher with a nil option returned no error")
+	}
+	if !errors.Is(err, push.ErrInvalidOption) {
+		t.Errorf("error = %v, want one wrapping ErrInvalidOption", err)
+	}
+	if !strings.Contains(err.Error(), "option 2 of 2 is nil") {
+		t.Errorf("error %q does not name the nil option", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -213,7 +212,8 @@ func (rs *retryState) sleep(d time.Duration, stop <-chan struct{}) bool {
 	}
 }
 
-// queueList returns the distinct queues of jobs, separated by commas.
+// queueList returns the distinct queues of jobs, sorted and separated by
+// commas.
 func queueList(jobs []Push) string {
 	var queues []string
 	for i := range jobs {
@@ -221,5 +221,5 @@ func queueList(jobs []Push) string {
 			queues = append(queues, jobs[i].Queue)
 		}
 	}
-	return strings.Join(queues, ",")
+	return sortedList(queues)
 }

@@ -106,7 +106,7 @@ func (d *demo) compareQueue(q queueInfo, row *queueRow, fail func(string, ...any
 		result = fmt.Sprintf("%d missing", missing)
 		hint := ""
 		if d.cfg.addr != "" && missing > row.failed {
-			hint = "; if another client pops this queue, the check cannot work"
+			hint = "; if another client pops this queue, or Redis lost its data in a restart without persistence, the check cannot work"
 		}
 		fail("%s is missing %d of its %d accepted jobs (%d were handed to the error handler%s)",
 			q.name, missing, row.accepted, row.failed, hint)
