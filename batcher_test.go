@@ -696,3 +696,36 @@ func TestBatcherWrongType(t *testing.T) {
 		t.Errorf("%d error entries with reason WRONGTYPE, want 1", logged)
 	}
 }
+
+func TestBatcherSplitsLargeQueue(t *testing.T) {
+	server, pool := startMiniredis(t)
+	rec := &recordingPool{inner: pool}
+	logger, _ := quietLogger()
+	p := newPublisher(t, rec, push.WithLogger(logger), push.WithBatchSize(20000),
+		push.WithBufferSize(20000), push.WithFlushInterval(time.Hour))
+
+	// One queue with more jobs than one RPUSH carries gets several RPUSH
+	// commands in the same transaction, in order.
+	var wantLarge, wantSmall []string
+	for i := range 9000 {
+		job := fmt.Sprintf("large-%04d", i)
+		wantLarge = append(wantLarge, job)
+		mustPush(t, p, "large", job)
+		if i%900 == 0 {
+			small := fmt.Sprintf("small-%04d", i)
+			wantSmall = append(wantSmall, small)
+			mustPush(t, p, "small", small)
+		}
+	}
+	closePublisher(t, p)
+
+	if got, want := rpushArgCounts(rec.Sessions()), [][]int{{4096, 4096, 808, 10}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("jobs per RPUSH per transaction = %v, want %v", got, want)
+	}
+	if got := listEntries(t, server, "large"); !slices.Equal(got, wantLarge) {
+		t.Errorf("large has %d entries, want %d in order", len(got), len(wantLarge))
+	}
+	if got := listEntries(t, server, "small"); !slices.Equal(got, wantSmall) {
+		t.Errorf("small = %q, want %q", got, wantSmall)
+	}
+}

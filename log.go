@@ -146,9 +146,9 @@ func (p *Publisher) logGiveUp(err *WriteError) {
 }
 
 // repeatKey returns the key by which repeats of err are rate-limited. Error
-// texts of I/O errors carry local ports and job counts, and the queues of
-// a whole transaction change from batch to batch, so a repeat is
-// recognised by what failed and why, and by the queue only for one RPUSH.
+// texts of I/O errors carry local ports and job counts. The queues of a
+// whole transaction change from batch to batch. So a repeat is recognised
+// by the command and the reason, and by the queue only for one RPUSH.
 func repeatKey(err *WriteError) string {
 	if err.Command == "RPUSH" {
 		return "RPUSH " + err.Queue + " " + err.Reason
