@@ -10,14 +10,14 @@
 #  2. redis-benchmark without pipelining, as a cross-check of the
 #     round-trip rate, and one e2e run with -split, which times the
 #     batcher's connection calls;
-#  2a. when OLD_PUSHBENCH is set, PAIRS pairs of e2e runs of that binary
+#  3. when OLD_PUSHBENCH is set, PAIRS pairs of e2e runs of that binary
 #     (pushbench built from another commit) and of the current one, back to
 #     back on the same server in alternating order, each pair printing the
 #     ratio current/old;
-#  3. publish-to-pop latency at 1,000 jobs/s with flush intervals 500ms and 0;
-#  4. the peak RSS of cmd/pushdemo publishing for DEMO_DURATION to a port
+#  4. publish-to-pop latency at 1,000 jobs/s with flush intervals 500ms and 0;
+#  5. the peak RSS of cmd/pushdemo publishing for DEMO_DURATION to a port
 #     where no server listens, next to the publisher's buffer limits;
-#  5. when MICRO_ROUNDS is above 0, the publish benchmarks of bench_test.go
+#  6. when MICRO_ROUNDS is above 0, the publish benchmarks of bench_test.go
 #     next to their json.Marshal references, MICRO_ROUNDS times, each round
 #     printing the speedup of every Publish helper over json.Marshal, and
 #     utf8.ValidString alone on the same contents.
@@ -28,14 +28,16 @@
 #
 # Environment: ROUNDS (3), JOBS (2000000), ROUNDTRIP_JOBS (200000),
 # LATENCY_DURATION (10s), DEMO_DURATION (30s), MICRO_ROUNDS (0),
-# OLD_PUSHBENCH (unset), PAIRS (4), and PROFILE_DIR: when set, one more e2e
-# run writes its CPU profile there as e2e.cpu.prof, with the pushbench
-# binary next to it, and BenchmarkPublishPeer's 100B and 2KB serial cases
-# write publish100B.cpu.prof and publish2KB.cpu.prof, with the test binary
-# push.test, for go tool pprof. The defaults take 2 to 3 minutes, and
-# MICRO_ROUNDS=3 adds about 3.
+# OLD_PUSHBENCH (unset), PAIRS (4) and PROFILE_DIR (unset).
+# With PROFILE_DIR set, one more e2e run writes e2e.cpu.prof there, next to
+# a copy of the pushbench binary. The serial 100B and 2KB cases of
+# BenchmarkPublishPeer write publish100B.cpu.prof and publish2KB.cpu.prof,
+# next to the test binary push.test. Read them with go tool pprof.
+# The defaults take 2 to 3 minutes, MICRO_ROUNDS=3 adds about 3, and
+# OLD_PUSHBENCH adds about 10 seconds per pair.
 #
 # Usage: scripts/bench.sh
+#        OLD_PUSHBENCH=/tmp/pushbench-old scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -168,9 +170,8 @@ for round in $(seq 1 "$ROUNDS"); do
 	e2e=$(result_field "$e2e_out" jobs_per_s)
 	flushall
 
-	# Two Publishers, each with its own batcher and connection, keep two
-	# transactions in flight: an upper bound for what overlapping the
-	# batcher's work with the wait for Redis could gain.
+	# Two Publishers, each with its own batcher and connection, show
+	# whether a second batcher adds anything to one that pipelines.
 	two_out=$(run timeout 300 "$work/pushbench" -mode e2e -addr "$addr" -n "$JOBS" -publishers 2)
 	echo "$two_out"
 	two=$(result_field "$two_out" jobs_per_s)
