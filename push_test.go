@@ -1184,3 +1184,97 @@ func TestNewPublisherNilOption(t *testing.T) {
 		t.Errorf("error %q does not name the nil option", err)
 	}
 }
+
+func TestPushChanWaitsForByteBudget(t *testing.T) {
+	server, gate, p, _ := newGatedPublisher(t, push.WithMaxBufferedBytes(100),
+		push.WithMaxPayloadBytes(100), push.WithEnqueueTimeout(time.Minute))
+
+	first := strings.Repeat("a", 60)
+	mustPush(t, p, "q", first)
+	waitClosed(t, gate.entered, 10*time.Second, "the batcher to ask for a connection")
+
+	// 60 of 100 bytes are buffered, so another 60 bytes wait for the
+	// budget, although the channel has room.
+	second := strings.Repeat("b", 60)
+	done := make(chan error, 1)
+	go func() { done <- p.PushChan("q", []byte(second)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("PushChan returned %v while the byte budget was spent, want it to wait", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	gate.release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("PushChan after the budget was freed = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PushChan still waiting 10s after the budget was freed")
+	}
+	closePublisher(t, p)
+
+	if got, want := listEntries(t, server, "q"), []string{first, second}; !slices.Equal(got, want) {
+		t.Errorf("q = %q, want %q", got, want)
+	}
+	if got := p.Stats().Dropped; got != 0 {
+		t.Errorf("Stats.Dropped = %d, want 0", got)
+	}
+}
+
+func TestPushChanByteWaitEnds(t *testing.T) {
+	cases := []struct {
+		name    string
+		timeout time.Duration
+		close   bool
+		want    error
+	}{
+		{"enqueue timeout", 20 * time.Millisecond, false, push.ErrQueueFull},
+		{"close", time.Minute, true, push.ErrClosed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, gate, p, _ := newGatedPublisher(t, push.WithMaxBufferedBytes(100),
+				push.WithMaxPayloadBytes(100), push.WithEnqueueTimeout(tc.timeout))
+			mustPush(t, p, "q", strings.Repeat("a", 60))
+			waitClosed(t, gate.entered, 10*time.Second, "the batcher to ask for a connection")
+
+			done := make(chan error, 1)
+			go func() { done <- p.PushChan("q", []byte(strings.Repeat("b", 60))) }()
+			closed := make(chan error, 1)
+			if tc.close {
+				// Close waits for the gated batcher, so it runs aside and
+				// the gate opens once the waiting publish has returned.
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					closed <- p.Close(ctx)
+				}()
+			}
+
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.want) {
+					t.Errorf("PushChan = %v, want %v", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("PushChan still waiting after 10s")
+			}
+			gate.release()
+			if tc.close {
+				if err := <-closed; err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+
+			stats := p.Stats()
+			if tc.want == push.ErrQueueFull && stats.Dropped != 1 {
+				t.Errorf("Stats.Dropped = %d, want 1", stats.Dropped)
+			}
+			if tc.want == push.ErrClosed && stats.Rejected != 1 {
+				t.Errorf("Stats.Rejected = %d, want 1", stats.Rejected)
+			}
+		})
+	}
+}
