@@ -28,6 +28,11 @@ type Publisher struct {
 	// Close, so that no enqueue sends on the closed jobs channel.
 	mu     sync.RWMutex
 	closed bool
+	// stopped is set when Close starts. PushChan and the Publish helpers
+	// check it
+	// before they validate and encode, so that a publish after Close
+	// returns ErrClosed whatever its input. The check under mu decides.
+	stopped atomic.Bool
 	// closing is closed when Close starts. It ends the waits of enqueues
 	// that WithEnqueueTimeout lets wait for room.
 	closing   chan struct{}
@@ -102,6 +107,9 @@ func isNil(pool Pool) bool {
 // WithEnqueueTimeout is set. PushChan takes ownership of payload, which
 // the caller must not modify afterwards.
 func (p *Publisher) PushChan(queue string, payload []byte) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	if queue == "" {
 		return p.invalid("the queue name is empty")
 	}
@@ -111,6 +119,9 @@ func (p *Publisher) PushChan(queue string, payload []byte) error {
 // PublishPeerMessage enqueues a push for the receiver of a one-to-one
 // message, on PeerQueue or, for a ROM app, its per-app variant.
 func (p *Publisher) PublishPeerMessage(appid int64, m *PeerMessage) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	if m == nil {
 		return p.invalid("the peer message is nil")
 	}
@@ -128,6 +139,9 @@ func (p *Publisher) PublishPeerMessage(appid int64, m *PeerMessage) error {
 // receivers must not be empty. The slice is encoded before the call
 // returns and not kept.
 func (p *Publisher) PublishGroupMessage(appid int64, receivers []int64, m *GroupMessage) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	if m == nil {
 		return p.invalid("the group message is nil")
 	}
@@ -148,6 +162,9 @@ func (p *Publisher) PublishGroupMessage(appid int64, receivers []int64, m *Group
 // service message on CustomerQueue. command is the message's IM command
 // code, passed on to the push service.
 func (p *Publisher) PublishCustomerMessage(appid, receiver int64, m *CustomerMessage, command int) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	if m == nil {
 		return p.invalid("the customer message is nil")
 	}
@@ -168,6 +185,9 @@ func (p *Publisher) PublishCustomerMessage(appid, receiver int64, m *CustomerMes
 // service message on CustomerQueueV2 or, for a ROM app, its per-app
 // variant.
 func (p *Publisher) PublishCustomerMessageV2(appid int64, m *CustomerMessageV2) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	if m == nil {
 		return p.invalid("the customer message is nil")
 	}
@@ -185,6 +205,9 @@ func (p *Publisher) PublishCustomerMessageV2(appid int64, m *CustomerMessageV2) 
 // PublishSystemMessage enqueues a system notification for receiver on
 // SystemQueue.
 func (p *Publisher) PublishSystemMessage(appid, receiver int64, content string) error {
+	if p.stopped.Load() {
+		return p.rejectClosed()
+	}
 	payload := SystemPayload{
 		AppID:    appid,
 		Content:  content,
@@ -240,6 +263,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 // enqueues in progress, and closes the jobs channel, which makes the
 // batcher drain it and exit.
 func (p *Publisher) stopAccepting() {
+	p.stopped.Store(true)
 	close(p.closing)
 
 	p.mu.Lock()
@@ -288,8 +312,7 @@ func (p *Publisher) enqueue(queue string, payload []byte) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
-		p.stats.rejected.Add(1)
-		return ErrClosed
+		return p.rejectClosed()
 	}
 
 	// Count the job as published before the batcher can see it, so that
@@ -327,8 +350,7 @@ func (p *Publisher) enqueueWait(job Push, size int64) error {
 			return p.drop()
 		case <-p.closing:
 			poll.Stop()
-			p.stats.rejected.Add(1)
-			return ErrClosed
+			return p.rejectClosed()
 		}
 	}
 
@@ -344,11 +366,15 @@ func (p *Publisher) enqueueWait(job Push, size int64) error {
 
 	select {
 	case <-p.closing:
-		p.stats.rejected.Add(1)
-		return ErrClosed
+		return p.rejectClosed()
 	default:
 		return p.drop()
 	}
+}
+
+func (p *Publisher) rejectClosed() error {
+	p.stats.rejected.Add(1)
+	return ErrClosed
 }
 
 func (p *Publisher) drop() error {

@@ -1278,3 +1278,32 @@ func TestPushChanByteWaitEnds(t *testing.T) {
 		})
 	}
 }
+
+func TestPublishClosedBeforeValidation(t *testing.T) {
+	_, pool := startMiniredis(t)
+	logger, _ := quietLogger()
+	p := newPublisher(t, pool, push.WithLogger(logger))
+	closePublisher(t, p)
+
+	// Input that would be invalid still gets ErrClosed after Close.
+	calls := map[string]func() error{
+		"PushChan":                 func() error { return p.PushChan("", nil) },
+		"PublishPeerMessage":       func() error { return p.PublishPeerMessage(7, nil) },
+		"PublishGroupMessage":      func() error { return p.PublishGroupMessage(7, nil, nil) },
+		"PublishCustomerMessage":   func() error { return p.PublishCustomerMessage(7, 1, nil, 25) },
+		"PublishCustomerMessageV2": func() error { return p.PublishCustomerMessageV2(7, nil) },
+		"PublishSystemMessage":     func() error { return p.PublishSystemMessage(7, 1, "") },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, push.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+	stats := p.Stats()
+	if stats.Rejected != uint64(len(calls)) {
+		t.Errorf("Stats.Rejected = %d, want %d", stats.Rejected, len(calls))
+	}
+	if stats.Invalid != 0 {
+		t.Errorf("Stats.Invalid = %d, want 0", stats.Invalid)
+	}
+}
