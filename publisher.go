@@ -29,9 +29,9 @@ type Publisher struct {
 	mu     sync.RWMutex
 	closed bool
 	// stopped is set when Close starts. PushChan and the Publish helpers
-	// check it
-	// before they validate and encode, so that a publish after Close
-	// returns ErrClosed whatever its input. The check under mu decides.
+	// check it before they validate and encode, so that a publish after
+	// Close returns ErrClosed whatever its input. The check of closed
+	// under mu decides for a publish that races Close.
 	stopped atomic.Bool
 	// closing is closed when Close starts. It ends the waits of enqueues
 	// that WithEnqueueTimeout lets wait for room.
