@@ -70,10 +70,10 @@ func jsonStringLen(s string) (n int, valid bool) {
 	return n, true
 }
 
-// The word-at-a-time scans below test eight bytes at once with the
-// classic bit tricks: for a word w, (w - lowBits*c) & ^w & highBits has
-// the high bit set in the lowest byte of w below c, and possibly in bytes
-// above it. Only the lowest flagged byte is trusted.
+// The word-at-a-time scan below tests eight bytes at once with the classic
+// bit tricks. For a word w, (w - lowBits*c) & ^w & highBits has the high
+// bit set in the lowest byte of w below c, and possibly in bytes above it.
+// Only the lowest flagged byte is trusted.
 const (
 	lowBits  = 0x0101010101010101
 	highBits = 0x8080808080808080

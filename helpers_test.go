@@ -85,12 +85,12 @@ func closePublisher(t testing.TB, p *push.Publisher) {
 }
 
 // waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, event string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("timed out after %v waiting for %s", timeout, event)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -142,7 +142,7 @@ func (s *redisServer) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// Start starts the server on its port and waits until it answers PING.
+// Start starts the server on its port and waits until it replies to PING.
 func (s *redisServer) Start() {
 	s.t.Helper()
 	s.mu.Lock()

@@ -182,7 +182,8 @@ func (o *outage) end(logger logrus.FieldLogger) {
 }
 
 // dropReporter counts jobs rejected with ErrQueueFull and logs a warning
-// at most once a second with the number dropped since the last warning.
+// at most once a second with the number dropped since the last warning,
+// plus one last warning for the rest when the batcher exits.
 type dropReporter struct {
 	sinceWarning atomic.Uint64
 	lastWarning  atomic.Int64 // Unix nanoseconds

@@ -44,9 +44,9 @@
 // # Batching
 //
 // The batcher closes a batch when it holds the batch size (1000 jobs by
-// default), when adding the next job would pass the batch byte limit, when
-// the flush interval (500ms by default) has passed since the batch's first
-// job arrived, or when Close runs. Within a batch, jobs are grouped by
+// default) or when adding the next job would pass the batch byte limit. It
+// also closes it when the flush interval (500ms by default) has passed
+// since the batch's first job arrived, and when Close runs. Within a batch, jobs are grouped by
 // queue, keeping each queue's order, and each queue gets one variadic RPUSH.
 // A flush interval of zero selects latency mode: the batcher writes as soon
 // as it has drained the channel, and the next batch fills while a

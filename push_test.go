@@ -657,12 +657,12 @@ func newGatedPublisher(t *testing.T, opts ...push.Option) (*miniredis.Miniredis,
 }
 
 // waitClosed waits for ch to be closed, or fails the test after timeout.
-func waitClosed(t *testing.T, ch <-chan struct{}, timeout time.Duration, what string) {
+func waitClosed(t *testing.T, ch <-chan struct{}, timeout time.Duration, event string) {
 	t.Helper()
 	select {
 	case <-ch:
 	case <-time.After(timeout):
-		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		t.Fatalf("timed out after %v waiting for %s", timeout, event)
 	}
 }
 

@@ -227,19 +227,19 @@ if [ -n "$OLD_PUSHBENCH" ]; then
 		else
 			order=(new old)
 		fi
-		for which in "${order[@]}"; do
+		for binary in "${order[@]}"; do
 			binary="$work/pushbench"
-			if [ "$which" = old ]; then
+			if [ "$binary" = old ]; then
 				binary=$OLD_PUSHBENCH
 			fi
 			out=$(run timeout 300 "$binary" -mode e2e -addr "$addr" -n "$JOBS")
 			echo "$out"
 			rate=$(result_field "$out" jobs_per_s)
 			if [ -z "$rate" ]; then
-				echo "bench.sh: the $which pushbench printed no rate in pair $pair" >&2
+				echo "bench.sh: the $binary pushbench printed no rate in pair $pair" >&2
 				exit 1
 			fi
-			if [ "$which" = old ]; then old_rate=$rate; else new_rate=$rate; fi
+			if [ "$binary" = old ]; then old_rate=$rate; else new_rate=$rate; fi
 			flushall
 		done
 		pair_ratios+=("$(ratio "$new_rate" "$old_rate")")
